@@ -1,0 +1,84 @@
+"""Builds a pipeline from settings: the one place that knows which edge implementation goes where."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from processor.clevertap.client import ClevertapClient
+from processor.decode import PlainAvroDecoder, RegistryDecoder, load_schema
+from processor.kafka.dlq import DeadLetterWriter
+from processor.kafka.source import KafkaSource
+from processor.pipeline import Decoder, Pipeline
+from processor.schema_registry import SchemaRegistryClient
+from processor.settings import Settings
+from processor.stats import Stats
+from processor.subscriptions import Subscription, preset_subscriptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    stats: Stats
+    drained: bool
+
+
+def load_subscriptions(settings: Settings) -> list[Subscription]:
+    return preset_subscriptions()
+
+
+def build_decoder(settings: Settings) -> Decoder:
+    if settings.schema_source == "registry":
+        return RegistryDecoder()
+    return PlainAvroDecoder(load_schema(settings.avro_schema_file))
+
+
+async def run_processor(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    idle_exit_s: float | None = None,
+    on_progress: Callable[[Stats], None] | None = None,
+    progress_interval_s: float = 5.0,
+    on_pipeline: Callable[[Pipeline], None] | None = None,
+) -> RunResult:
+    """Run until ``stop`` is set (or idle, see :meth:`Pipeline.run`); everything opened here is closed here."""
+    stop = stop or asyncio.Event()
+    subscriptions = load_subscriptions(settings)
+    decoder = build_decoder(settings)
+    async with AsyncExitStack() as stack:
+        client = ClevertapClient(
+            settings.clevertap_base_url,
+            settings.clevertap_account_id,
+            settings.clevertap_passcode,
+            max_connections=settings.max_concurrency,
+            timeout_s=settings.request_timeout_s,
+        )
+        await stack.enter_async_context(client)
+        registry: SchemaRegistryClient | None = None
+        if settings.schema_source == "registry":
+            assert settings.schema_registry_url is not None
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            registry = SchemaRegistryClient(session, settings.schema_registry_url, settings.schema_registry_auth)
+        dead_letters = DeadLetterWriter(settings.producer_config())
+        stack.push_async_callback(dead_letters.close)
+
+        def make_source(**handlers: Any) -> KafkaSource:
+            return KafkaSource(settings.consumer_config(), settings.kafka_topics, **handlers)
+
+        pipeline = Pipeline(
+            settings, subscriptions, decoder, client, dead_letters, make_source, registry=registry
+        )
+        if on_pipeline is not None:
+            on_pipeline(pipeline)
+        drained = await pipeline.run(
+            stop, idle_exit_s=idle_exit_s, on_progress=on_progress, progress_interval_s=progress_interval_s
+        )
+        return RunResult(pipeline.stats, drained)

@@ -1,0 +1,352 @@
+"""The loop that wires the stages: Kafka → decode → route → dispatch → done → commit.
+
+A record is done when CleverTap accepted every operation made from it, when nothing was to be done for it, or
+when its dead letter was acknowledged by the broker. Only done records count toward a partition's commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from processor.decode import Headers, RegistryDecoder
+from processor.dispatch import DispatchConfig, Dispatcher, Work
+from processor.errors import DecodeError, RecordError, SchemaRegistryUnavailable
+from processor.kafka.dlq import DeadLetter, DeadLetterError
+from processor.kafka.offsets import OffsetTracker, PartitionOffsets, TopicPartition
+from processor.settings import Settings
+from processor.stats import Stats
+from processor.subscriptions import Action, Subscription, route
+
+log = logging.getLogger(__name__)
+
+
+class Decoder(Protocol):
+    def decode(self, value: bytes | None, headers: Headers = None) -> dict[str, Any]: ...
+
+
+class Source(Protocol):
+    assigned: set[TopicPartition]
+
+    async def start(self) -> None: ...
+
+    async def consume(self, max_messages: int, timeout_s: float) -> list[Any]: ...
+
+    async def commit(self, positions: dict[TopicPartition, int]) -> bool: ...
+
+    async def set_paused(self, wanted: set[TopicPartition]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    async def write(self, topic: str, letter: DeadLetter) -> None: ...
+
+
+class RegistryFetcher(Protocol):
+    async def fetch_into(self, decoder: RegistryDecoder, refs: Any) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Origin:
+    """A Kafka record on its way through the pipeline; ``pending`` operations remain before it is done."""
+
+    tp: TopicPartition
+    offset: int
+    state: PartitionOffsets
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+    pending: int
+
+
+_DELIVERED_COUNTER = {
+    Action.UPLOAD_PROFILE: "profiles_uploaded",
+    Action.UPLOAD_EVENT: "events_uploaded",
+    Action.DELETE_PROFILE: "profiles_deleted",
+}
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        subscriptions: Sequence[Subscription],
+        decoder: Decoder,
+        client: Any,
+        dead_letters: DeadLetterSink,
+        make_source: Callable[..., Source],
+        *,
+        registry: RegistryFetcher | None = None,
+        stats: Stats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.subscriptions = list(subscriptions)
+        self.decoder = decoder
+        self.registry = registry
+        self.dead_letters = dead_letters
+        self.stats = stats or Stats()
+        self.tracker = OffsetTracker()
+        self.dispatcher = Dispatcher(
+            client,
+            self,
+            DispatchConfig(
+                lanes=settings.max_concurrency,
+                upload_batch=settings.upload_batch_size,
+                delete_batch=settings.delete_batch_size,
+                retry_initial_s=settings.retry_initial_s,
+                retry_max_s=settings.retry_max_s,
+                credentials_retry_s=settings.credentials_retry_s,
+            ),
+        )
+        self.source = make_source(on_assign=self._assigned, on_revoke=self._revoked)
+        self._letters: set[asyncio.Task[None]] = set()
+        self.last_progress = time.monotonic()  # for liveness: the loop went round recently
+        self.credentials_message: str | None = None
+        self.draining = False
+        self._assigned_at = 0.0
+
+    # --- Delivery callbacks (from the dispatcher, on the loop) -------------------------------------------------
+    def accepted(self, works: Sequence[Work]) -> None:
+        stats = self.stats
+        for work in works:
+            counter = _DELIVERED_COUNTER[work.operation.action]
+            setattr(stats, counter, getattr(stats, counter) + 1)
+            self._operation_done(work.origin)
+
+    def rejected(self, work: Work, error: RecordError) -> None:
+        origin: Origin = work.origin
+        self.stats.rejected[error.code or 0] += 1
+        log.warning(
+            "%s[%d]@%d rejected by CleverTap (%s, code %s): %s",
+            origin.tp[0], origin.tp[1], origin.offset, work.operation.subscription, error.code, error.message,
+        )
+        self._dead_letter(origin, error, attempts=work.attempts, subscription=work.operation.subscription)
+
+    def retrying(self, works: Sequence[Work], error: Exception, delay_s: float) -> None:
+        self.stats.retried += len(works)
+        log.info("retrying %d records in %.2fs: %s", len(works), delay_s, error)
+
+    def credentials_changed(self, accepted: bool, message: str) -> None:
+        if accepted:
+            self.credentials_message = None
+            log.warning("CleverTap credentials accepted again; consumption resumes")
+        else:
+            self.credentials_message = message
+            log.error(
+                "CleverTap refuses the credentials (%s). Consumption is paused for every partition and nothing is "
+                "dead-lettered; check CLEVERTAP_ACCOUNT_ID / CLEVERTAP_PASSCODE / CLEVERTAP_REGION. Retrying every "
+                "%.0fs.", message, self.settings.credentials_retry_s,
+            )
+
+    # --- Record completion ----------------------------------------------------------------------------------------
+    def _operation_done(self, origin: Origin) -> None:
+        origin.pending -= 1
+        if origin.pending == 0:
+            origin.state.done(origin.offset)
+
+    def _dead_letter(
+        self, origin: Origin, error: RecordError, *, attempts: int = 1, subscription: str | None = None
+    ) -> None:
+        letter = DeadLetter(
+            topic=origin.tp[0],
+            partition=origin.tp[1],
+            offset=origin.offset,
+            timestamp_ms=origin.timestamp_ms,
+            key=origin.key,
+            value=origin.value,
+            headers=origin.headers,
+            stage=error.stage,
+            error_class=type(error).__name__,
+            message=error.message,
+            code=error.code,
+            attempts=attempts,
+            subscription=subscription,
+        )
+        task = asyncio.create_task(self._write_dead_letter(origin, letter))
+        self._letters.add(task)
+        task.add_done_callback(self._letters.discard)
+
+    async def _write_dead_letter(self, origin: Origin, letter: DeadLetter) -> None:
+        topic = self.settings.dlq_topic_for(origin.tp[0])
+        attempt = 0
+        while True:
+            try:
+                await self.dead_letters.write(topic, letter)
+                break
+            except DeadLetterError as exc:
+                # Never drop it: the record stays not-done (its partition cannot commit past it) until written.
+                attempt += 1
+                log.error("could not write dead letter for %s[%d]@%d: %s", *origin.tp, origin.offset, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        self.stats.dead_lettered += 1
+        self._operation_done(origin)
+
+    # --- Rebalance ------------------------------------------------------------------------------------------------
+    async def _assigned(self, partitions: list[TopicPartition]) -> None:
+        self.tracker.assign(partitions)
+        self._assigned_at = time.monotonic()
+
+    async def _revoked(self, partitions: list[TopicPartition], lost: bool) -> dict[TopicPartition, int]:
+        gone = set(partitions)
+
+        def belongs(work: Work) -> bool:
+            return bool(work.origin.tp in gone)
+
+        dropped = self.dispatcher.drop(belongs)
+        positions: dict[TopicPartition, int] = {}
+        if not lost:
+            # Let requests already on the wire finish (briefly) so their records are committed, not sent twice.
+            deadline = time.monotonic() + min(5.0, self.settings.drain_timeout_s)
+            while self.dispatcher.sending(belongs) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            positions = self.tracker.committable(partitions)
+            self.stats.committed.update(positions)
+        self.tracker.revoke(partitions)
+        if dropped:
+            log.info("dropped %d queued operations of released partitions (the new owner sends them)", dropped)
+        return positions
+
+    # --- Main loop --------------------------------------------------------------------------------------------
+    def _handle(self, message: Any) -> None:
+        tp = (message.topic(), message.partition())
+        offset = message.offset()
+        state = self.tracker.track(tp, offset)
+        value = message.value()
+        headers = message.headers()
+        try:
+            event = self.decoder.decode(value, headers)
+            result = route(event, self.subscriptions)
+        except RecordError as exc:
+            if isinstance(exc, DecodeError):
+                self.stats.decode_errors += 1
+            log.warning("%s[%d]@%d %s error: %s", tp[0], tp[1], offset, exc.stage, exc.message)
+            self._dead_letter(self._origin(message, tp, offset, state, value, headers, 1), exc)
+            return
+        self.stats.decoded += 1
+        if result.timestamp_warnings:
+            self.stats.timestamp_warnings += result.timestamp_warnings
+        operations = result.operations
+        if not operations:
+            self.stats.skipped[result.skipped_reason or "no subscription matched"] += 1
+            state.done(offset)
+            return
+        origin = self._origin(message, tp, offset, state, value, headers, len(operations))
+        for operation in operations:
+            self.stats.operations[operation.action.value] += 1
+            self.dispatcher.submit(Work(operation, origin))
+
+    @staticmethod
+    def _origin(
+        message: Any, tp: TopicPartition, offset: int, state: PartitionOffsets, value: bytes | None,
+        headers: Headers, pending: int,
+    ) -> Origin:
+        kind, timestamp = message.timestamp()
+        return Origin(tp, offset, state, message.key(), value, headers, timestamp if kind else None, pending)
+
+    async def _resolve_schemas(self, messages: list[Any]) -> None:
+        if self.registry is None or not isinstance(self.decoder, RegistryDecoder):
+            return
+        refs = self.decoder.unknown_refs([(m.value(), m.headers()) for m in messages])
+        attempt = 0
+        while refs:
+            try:
+                await self.registry.fetch_into(self.decoder, refs)
+                return
+            except SchemaRegistryUnavailable as exc:
+                attempt += 1
+                delay = min(30.0, 0.5 * 2**attempt)
+                log.error("%s; retrying in %.1fs (consumption paused)", exc, delay)
+                await self.source.set_paused(set(self.source.assigned))
+                # Keep polling (paused) so the group does not evict this consumer while the registry is away.
+                await self.source.consume(1, delay)
+
+    async def _apply_backpressure(self) -> None:
+        assigned = self.source.assigned
+        if not self.dispatcher.credentials_ok or self.draining or self.tracker.in_flight >= self.settings.max_in_flight:
+            wanted = set(assigned)
+        else:
+            cap = self.settings.max_in_flight_per_partition
+            wanted = {tp for tp, n in self.tracker.partition_in_flight().items() if n >= cap}
+        await self.source.set_paused(wanted)
+
+    async def commit(self) -> None:
+        positions = self.tracker.committable()
+        if positions and await self.source.commit(positions):
+            self.tracker.committed(positions)
+            self.stats.committed.update(positions)
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        idle_exit_s: float | None = None,
+        on_progress: Callable[[Stats], None] | None = None,
+        progress_interval_s: float = 5.0,
+    ) -> bool:
+        """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that long and every
+        record read is done and committed). Returns True when the drain finished within its deadline."""
+        await self.source.start()
+        self.dispatcher.start()
+        settings = self.settings
+        last_commit = last_progress = idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                await self._apply_backpressure()
+                messages = await self.source.consume(settings.poll_batch_size, 0.1)
+                now = time.monotonic()
+                self.last_progress = now
+                if messages:
+                    self.stats.read += len(messages)
+                    await self._resolve_schemas(messages)
+                    for message in messages:
+                        self._handle(message)
+                    idle_since = now
+                if now - last_commit >= settings.commit_interval_s:
+                    await self.commit()
+                    last_commit = now
+                if on_progress is not None and now - last_progress >= progress_interval_s:
+                    on_progress(self.stats)
+                    last_progress = now
+                if (
+                    idle_exit_s is not None
+                    and self.source.assigned
+                    and self.tracker.in_flight == 0
+                    and not self._letters
+                ):
+                    if self.tracker.committable():
+                        await self.commit()
+                        last_commit = now
+                    elif now - max(idle_since, self._assigned_at) >= idle_exit_s:
+                        break
+        finally:
+            drained = await self.shutdown()
+        return drained
+
+    async def shutdown(self) -> bool:
+        """Stop fetching, finish what is in flight (up to the drain deadline), commit, close."""
+        self.draining = True
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        try:
+            await self._apply_backpressure()
+        except Exception as exc:  # the consumer may be gone (fatal error); draining must still happen
+            log.warning("could not pause partitions for the drain: %s", exc)
+        drained = await self.dispatcher.drain(max(0.0, deadline - time.monotonic()))
+        if self._letters:
+            _, unfinished = await asyncio.wait(set(self._letters), timeout=max(0.1, deadline - time.monotonic()))
+            for task in unfinished:
+                task.cancel()
+            drained = drained and not unfinished
+        if not drained:
+            log.error("drain deadline passed with records in flight; they stay uncommitted and will be re-read")
+        try:
+            await self.commit()
+        except Exception as exc:
+            log.warning("final commit failed: %s", exc)
+        await self.source.close()
+        return drained
