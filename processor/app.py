@@ -15,6 +15,7 @@ from processor.clevertap.client import ClevertapClient
 from processor.decode import PlainAvroDecoder, RegistryDecoder, load_schema
 from processor.kafka.dlq import DeadLetterWriter
 from processor.kafka.source import KafkaSource
+from processor.observability import HealthServer, Metrics, ProgressLog
 from processor.pipeline import Decoder, Pipeline
 from processor.schema_registry import SchemaRegistryClient
 from processor.settings import Settings
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     stats: Stats
     drained: bool
+    breaker_message: str | None = None
 
 
 def load_subscriptions(settings: Settings) -> list[Subscription]:
@@ -46,20 +48,27 @@ async def run_processor(
     stop: asyncio.Event | None = None,
     idle_exit_s: float | None = None,
     on_progress: Callable[[Stats], None] | None = None,
-    progress_interval_s: float = 5.0,
+    progress_interval_s: float = 15.0,
     on_pipeline: Callable[[Pipeline], None] | None = None,
 ) -> RunResult:
     """Run until ``stop`` is set (or idle, see :meth:`Pipeline.run`); everything opened here is closed here."""
     stop = stop or asyncio.Event()
     subscriptions = load_subscriptions(settings)
     decoder = build_decoder(settings)
+    stats = Stats()
+    metrics = Metrics()
     async with AsyncExitStack() as stack:
+        if settings.metrics_port:
+            server = HealthServer(metrics, settings.metrics_host, settings.metrics_port)
+            await server.start()
+            stack.push_async_callback(server.stop)
         client = ClevertapClient(
             settings.clevertap_base_url,
             settings.clevertap_account_id,
             settings.clevertap_passcode,
             max_connections=settings.max_concurrency,
             timeout_s=settings.request_timeout_s,
+            observer=lambda endpoint, status, seconds: metrics.observe_request(stats, endpoint, status, seconds),
         )
         await stack.enter_async_context(client)
         registry: SchemaRegistryClient | None = None
@@ -74,11 +83,15 @@ async def run_processor(
             return KafkaSource(settings.consumer_config(), settings.kafka_topics, **handlers)
 
         pipeline = Pipeline(
-            settings, subscriptions, decoder, client, dead_letters, make_source, registry=registry
+            settings, subscriptions, decoder, client, dead_letters, make_source, registry=registry, stats=stats
         )
+        metrics.pipeline = pipeline
         if on_pipeline is not None:
             on_pipeline(pipeline)
         drained = await pipeline.run(
-            stop, idle_exit_s=idle_exit_s, on_progress=on_progress, progress_interval_s=progress_interval_s
+            stop,
+            idle_exit_s=idle_exit_s,
+            on_progress=on_progress or ProgressLog(metrics),
+            progress_interval_s=progress_interval_s,
         )
-        return RunResult(pipeline.stats, drained)
+        return RunResult(pipeline.stats, drained, pipeline.breaker_message)

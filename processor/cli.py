@@ -17,6 +17,7 @@ from processor.settings import Settings, load_settings
 log = logging.getLogger("processor")
 
 EXIT_CONFIG = 2
+EXIT_BREAKER = 3
 
 
 def _settings_or_exit() -> Settings:
@@ -59,6 +60,9 @@ async def _run(settings: Settings) -> int:
     result = await run_processor(settings, stop=stop)
     for line in result.stats.summary_lines():
         log.info(line)
+    if result.breaker_message is not None:
+        log.critical("%s", result.breaker_message)
+        return EXIT_BREAKER
     return 0 if result.drained else 1
 
 

@@ -81,6 +81,7 @@ async def run_demo(keep_broker: bool = False) -> int:
                 "CLEVERTAP_PASSCODE": standin.config.passcode,
                 "CLEVERTAP_BASE_URL": standin.base_url,
                 "PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+                "METRICS_PORT": "0",
             }
         )
         started = time.monotonic()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from processor.breaker import FailureBreaker
 from processor.decode import Headers, RegistryDecoder
 from processor.dispatch import DispatchConfig, Dispatcher, Work
 from processor.errors import DecodeError, RecordError, SchemaRegistryUnavailable
@@ -39,6 +40,8 @@ class Source(Protocol):
     async def commit(self, positions: dict[TopicPartition, int]) -> bool: ...
 
     async def set_paused(self, wanted: set[TopicPartition]) -> None: ...
+
+    async def high_watermarks(self) -> dict[TopicPartition, int]: ...
 
     async def close(self) -> None: ...
 
@@ -110,6 +113,12 @@ class Pipeline:
         self.credentials_message: str | None = None
         self.draining = False
         self._assigned_at = 0.0
+        self.breaker = FailureBreaker(
+            settings.breaker_window, settings.breaker_threshold, settings.breaker_min_records
+        )
+        self.breaker_message: str | None = None
+        self._stop: asyncio.Event | None = None
+        self.high_watermarks: dict[TopicPartition, int] = {}
 
     # --- Delivery callbacks (from the dispatcher, on the loop) -------------------------------------------------
     def accepted(self, works: Sequence[Work]) -> None:
@@ -118,6 +127,7 @@ class Pipeline:
             counter = _DELIVERED_COUNTER[work.operation.action]
             setattr(stats, counter, getattr(stats, counter) + 1)
             self._operation_done(work.origin)
+        self.breaker.success(len(works))
 
     def rejected(self, work: Work, error: RecordError) -> None:
         origin: Origin = work.origin
@@ -153,6 +163,17 @@ class Pipeline:
     def _dead_letter(
         self, origin: Origin, error: RecordError, *, attempts: int = 1, subscription: str | None = None
     ) -> None:
+        signature = (error.stage, type(error).__name__, error.code)
+        if self.breaker.failure(signature) and self.breaker_message is None:
+            self.breaker_message = (
+                f"stopping: {self.breaker.share(signature):.0%} of the last {self.breaker.seen} records failed the "
+                f"same way (stage {error.stage}, {type(error).__name__}, code {error.code}): {error.message}. "
+                "Fix the cause, then start the processor again; it resumes from the last committed offset "
+                "(PROCESSOR_BREAKER_THRESHOLD sets the share that stops it)"
+            )
+            log.critical("%s", self.breaker_message)
+            if self._stop is not None:
+                self._stop.set()
         letter = DeadLetter(
             topic=origin.tp[0],
             partition=origin.tp[1],
@@ -234,6 +255,7 @@ class Pipeline:
         operations = result.operations
         if not operations:
             self.stats.skipped[result.skipped_reason or "no subscription matched"] += 1
+            self.breaker.success()
             state.done(offset)
             return
         origin = self._origin(message, tp, offset, state, value, headers, len(operations))
@@ -275,6 +297,13 @@ class Pipeline:
             wanted = {tp for tp, n in self.tracker.partition_in_flight().items() if n >= cap}
         await self.source.set_paused(wanted)
 
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet committed per partition, from the last known high watermarks."""
+        committed = self.stats.committed
+        return {
+            tp: max(0, high - committed[tp]) for tp, high in self.high_watermarks.items() if tp in committed
+        }
+
     async def commit(self) -> None:
         positions = self.tracker.committable()
         if positions and await self.source.commit(positions):
@@ -291,6 +320,7 @@ class Pipeline:
     ) -> bool:
         """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that long and every
         record read is done and committed). Returns True when the drain finished within its deadline."""
+        self._stop = stop
         await self.source.start()
         self.dispatcher.start()
         settings = self.settings
@@ -305,13 +335,17 @@ class Pipeline:
                     self.stats.read += len(messages)
                     await self._resolve_schemas(messages)
                     for message in messages:
+                        if self.breaker_message is not None:
+                            break  # the rest stays untracked: not committed, read again after the fix
                         self._handle(message)
                     idle_since = now
                 if now - last_commit >= settings.commit_interval_s:
                     await self.commit()
                     last_commit = now
-                if on_progress is not None and now - last_progress >= progress_interval_s:
-                    on_progress(self.stats)
+                if now - last_progress >= progress_interval_s:
+                    self.high_watermarks = await self.source.high_watermarks()
+                    if on_progress is not None:
+                        on_progress(self.stats)
                     last_progress = now
                 if (
                     idle_exit_s is not None

@@ -100,6 +100,11 @@ class Settings:
     retry_max_s: float = 30.0
     credentials_retry_s: float = 30.0
     drain_timeout_s: float = 20.0
+    breaker_window: int = 1000
+    breaker_threshold: float = 0.5
+    breaker_min_records: int = 200
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9464
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -353,6 +358,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     retry_max = source.number("PROCESSOR_RETRY_MAX_S", 30.0, 0.001, 3600.0)
     credentials_retry = source.number("PROCESSOR_CREDENTIALS_RETRY_S", 30.0, 0.01, 3600.0)
     drain_timeout = source.number("PROCESSOR_DRAIN_TIMEOUT_S", 20.0, 0.0, 3600.0)
+    breaker_window = source.integer("PROCESSOR_BREAKER_WINDOW", 1000, 1, 1_000_000)
+    breaker_threshold = source.number("PROCESSOR_BREAKER_THRESHOLD", 0.5, 0.0, 1.0)
+    breaker_min_records = source.integer("PROCESSOR_BREAKER_MIN_RECORDS", 200, 1, 1_000_000)
+    metrics_host = source.raw("METRICS_HOST") or "0.0.0.0"
+    metrics_port = source.integer("METRICS_PORT", 9464, 0, 65535)
     log_level = source.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
     log_format = source.choice("LOG_FORMAT", "text", ("text", "json"))
 
@@ -389,6 +399,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_s=retry_max,
         credentials_retry_s=credentials_retry,
         drain_timeout_s=drain_timeout,
+        breaker_window=breaker_window,
+        breaker_threshold=breaker_threshold,
+        breaker_min_records=breaker_min_records,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
         log_level=log_level,
         log_format=log_format,
     )

@@ -166,6 +166,27 @@ class KafkaSource:
         await self._call(apply)
         self._paused = (self._paused | to_pause) - to_resume
 
+    async def high_watermarks(self) -> dict[TP, int]:
+        """The last high watermark librdkafka saw per assigned partition (no broker round trip)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = list(self.assigned)
+
+        def read() -> dict[TP, int]:
+            marks: dict[TP, int] = {}
+            for t, p in assigned:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+                except KafkaException:
+                    continue
+                if high is not None and high >= 0:
+                    marks[(t, p)] = high
+            return marks
+
+        result: dict[TP, int] = await self._call(read)
+        return result
+
     @property
     def paused(self) -> set[TP]:
         return set(self._paused)

@@ -37,6 +37,7 @@ def processor_settings(bootstrap: str, topic: str, group: str, base_url: str, pa
         "PROCESSOR_RETRY_MAX_S": "0.5",
         "KAFKA_CONFIG_SESSION_TIMEOUT_MS": "10000",
         "KAFKA_CONFIG_HEARTBEAT_INTERVAL_MS": "1000",
+        "METRICS_PORT": "0",
     }
     env.update(extra)
     return load_settings(env)
