@@ -15,6 +15,7 @@ from processor.clevertap.client import ClevertapClient
 from processor.decode import PlainAvroDecoder, RegistryDecoder, load_schema
 from processor.kafka.dlq import DeadLetterWriter
 from processor.kafka.source import KafkaSource
+from processor.kafka.topics import ensure_dead_letter_topics
 from processor.observability import HealthServer, Metrics, ProgressLog
 from processor.pipeline import Decoder, Pipeline
 from processor.schema_registry import SchemaRegistryClient
@@ -57,6 +58,7 @@ async def run_processor(
     decoder = build_decoder(settings)
     stats = Stats()
     metrics = Metrics()
+    await asyncio.to_thread(ensure_dead_letter_topics, settings)
     async with AsyncExitStack() as stack:
         if settings.metrics_port:
             server = HealthServer(metrics, settings.metrics_host, settings.metrics_port)

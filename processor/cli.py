@@ -67,9 +67,18 @@ async def _run(settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from processor.kafka.source import FatalKafkaError
+
     settings = _settings_or_exit()
     setup_logging(settings.log_level, settings.log_format)
-    return asyncio.run(_run(settings))
+    try:
+        return asyncio.run(_run(settings))
+    except ConfigError as exc:
+        log.critical("configuration error: %s", exc)
+        return EXIT_CONFIG
+    except FatalKafkaError as exc:
+        log.critical("Kafka client failed and cannot recover: %s; records not committed will be read again", exc)
+        return 1
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

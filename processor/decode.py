@@ -29,8 +29,8 @@ def load_schema(path: Path) -> Any:
     """Parse an ``.avsc`` file once; raises ``ValueError`` with the path when it is not a valid Avro schema."""
     try:
         return fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
-        raise ValueError(f"{path}: not a valid Avro schema: {exc}") from exc
+    except Exception as exc:  # fastavro reports malformed schemas as KeyError, TypeError, ValueError...
+        raise ValueError(f"{path}: not a valid Avro schema: {type(exc).__name__}: {exc}") from exc
 
 
 def parse_schema_text(text: str) -> Any:
@@ -128,7 +128,7 @@ class RegistryDecoder:
     def add(self, ref: SchemaRef, schema_text: str) -> None:
         try:
             self.known[ref] = parse_schema_text(schema_text)
-        except (ValueError, fastavro.schema.SchemaParseException):
+        except Exception:  # any malformed schema text: its messages cannot be decoded, so they are dead-lettered
             self.missing.add(ref)
 
     def decode(self, value: bytes | None, headers: Headers = None) -> dict[str, Any]:

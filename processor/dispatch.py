@@ -43,6 +43,7 @@ class Work:
     operation: Operation
     origin: Any
     attempts: int = 0
+    settled: bool = False  # accepted or rejected: reported once, never sent again
 
 
 class Delivery(Protocol):
@@ -169,18 +170,38 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not silently stop a lane: its records would never complete
-                log.exception("unexpected error while sending a batch; retrying it")
-                lane.queue.extendleft(reversed(batch))
+                log.exception("unexpected error while sending a batch; retrying what is not settled")
+                lane.queue.extendleft(reversed([work for work in batch if not work.settled]))
                 await self._sleep(self._config.retry_initial_s)
             finally:
                 lane.sending = []
 
     def _take(self, queue: deque[Work]) -> list[Work]:
+        """The next request: queued works for one endpoint, at most one per user.
+
+        One record per user per request keeps a user's order even when CleverTap asks to retry a single record
+        (code 555): a later record of that user waits in the queue instead of being stored before it. A user's
+        later records stay behind, in order; the scan stops at the first work for another endpoint.
+        """
         endpoint = _endpoint(queue[0])
         limit = self._config.upload_batch if endpoint == "upload" else self._config.delete_batch
         batch: list[Work] = []
-        while queue and len(batch) < limit and _endpoint(queue[0]) == endpoint:
-            batch.append(queue.popleft())
+        users: set[str] = set()
+        held: list[Work] = []
+        scan_limit = 2 * limit
+        while queue and len(batch) < limit and len(held) < scan_limit:
+            work = queue[0]
+            if _endpoint(work) != endpoint:
+                break
+            queue.popleft()
+            user = work.operation.user
+            if user in users:
+                held.append(work)
+            else:
+                users.add(user)
+                batch.append(work)
+        if held:
+            queue.extendleft(reversed(held))
         return batch
 
     async def _send(self, batch: list[Work]) -> None:
@@ -215,14 +236,14 @@ class Dispatcher:
             except BadRequestError as exc:
                 self._credentials_accepted()
                 if len(pending) == 1:
-                    self._delivery.rejected(pending[0], RejectedByClevertap(str(exc), code=exc.status))
+                    self._reject(pending[0], RejectedByClevertap(str(exc), code=exc.status))
                     return
                 await self._split(pending)
                 return
             self._credentials_accepted()
             if outcome.ambiguous:
                 if len(pending) == 1:
-                    self._delivery.rejected(
+                    self._reject(
                         pending[0], RejectedByClevertap(f"CleverTap did not store the record (status {outcome.status})")
                     )
                     return
@@ -246,10 +267,16 @@ class Dispatcher:
             elif failure.retriable:
                 retry.append(work)
             else:
-                self._delivery.rejected(work, RejectedByClevertap(failure.error, code=failure.code))
+                self._reject(work, RejectedByClevertap(failure.error, code=failure.code))
         if accepted:
+            for work in accepted:
+                work.settled = True
             self._delivery.accepted(accepted)
         return retry
+
+    def _reject(self, work: Work, error: RecordError) -> None:
+        work.settled = True
+        self._delivery.rejected(work, error)
 
     async def _split(self, pending: list[Work]) -> None:
         # Halves go in order, one after the other, so per-user order holds while the bad record is isolated.

@@ -237,7 +237,12 @@ class Pipeline:
     def _handle(self, message: Any) -> None:
         tp = (message.topic(), message.partition())
         offset = message.offset()
-        state = self.tracker.track(tp, offset)
+        try:
+            state = self.tracker.track(tp, offset)
+        except ValueError:
+            # librdkafka handed out an offset this assignment already read: it is being handled, skip the copy.
+            log.warning("%s[%d]@%d read twice in one assignment; the copy is skipped", tp[0], tp[1], offset)
+            return
         value = message.value()
         headers = message.headers()
         try:
@@ -272,11 +277,14 @@ class Pipeline:
         return Origin(tp, offset, state, message.key(), value, headers, timestamp if kind else None, pending)
 
     async def _resolve_schemas(self, messages: list[Any]) -> None:
+        """Fetch the registry schemas a batch needs; while the registry is away, keep the group alive (paused)."""
         if self.registry is None or not isinstance(self.decoder, RegistryDecoder):
             return
-        refs = self.decoder.unknown_refs([(m.value(), m.headers()) for m in messages])
         attempt = 0
-        while refs:
+        while True:
+            refs = self.decoder.unknown_refs([(m.value(), m.headers()) for m in messages])
+            if not refs:
+                return
             try:
                 await self.registry.fetch_into(self.decoder, refs)
                 return
@@ -285,8 +293,12 @@ class Pipeline:
                 delay = min(30.0, 0.5 * 2**attempt)
                 log.error("%s; retrying in %.1fs (consumption paused)", exc, delay)
                 await self.source.set_paused(set(self.source.assigned))
-                # Keep polling (paused) so the group does not evict this consumer while the registry is away.
-                await self.source.consume(1, delay)
+                # Keep polling (paused) so the group does not evict this consumer while the registry is away;
+                # anything that still arrives joins the batch rather than being dropped.
+                late = await self.source.consume(self.settings.poll_batch_size, delay)
+                if late:
+                    self.stats.read += len(late)
+                    messages.extend(late)
 
     async def _apply_backpressure(self) -> None:
         assigned = self.source.assigned

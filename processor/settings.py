@@ -28,7 +28,9 @@ REGION_HOSTS: dict[str, str] = {
 
 KAFKA_CONFIG_PREFIX = "KAFKA_CONFIG_"
 # librdkafka keys that hold secrets; their values are masked wherever the configuration is shown.
-_SECRET_KAFKA_KEYS = re.compile(r"(password|secret|token|private\.key|key\.password|jaas)", re.IGNORECASE)
+_SECRET_KAFKA_KEYS = re.compile(
+    r"(password|secret|token|private\.key|key\.pem|keystore|jaas|oauthbearer\.config|credentials)", re.IGNORECASE
+)
 # Keys the processor owns: letting users set them would break the delivery guarantees.
 _RESERVED_KAFKA_KEYS = frozenset(
     {"enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers", "on_commit"}
@@ -70,7 +72,7 @@ def default_schema_path() -> Path:
     return here.parent / "schemas" / "user_event.avsc"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything the processor needs to run. Build it with :func:`load_settings`."""
 
@@ -83,6 +85,7 @@ class Settings:
     kafka_group_id: str = "clevertap-processor"
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
     dlq_topic: str | None = None
+    dlq_create: bool = True
     schema_source: str = "file"
     avro_schema_file: Path = field(default_factory=default_schema_path)
     schema_registry_url: str | None = None
@@ -107,6 +110,10 @@ class Settings:
     metrics_port: int = 9464
     log_level: str = "INFO"
     log_format: str = "text"
+
+    def __repr__(self) -> str:
+        # kafka_extra may hold passwords and keys: show the masked description only.
+        return f"Settings({self.describe()!r})"
 
     def dlq_topic_for(self, source_topic: str) -> str:
         return self.dlq_topic or f"{source_topic}.dlq"
@@ -134,6 +141,12 @@ class Settings:
         # Connection and security settings are shared; consumer-only properties would make librdkafka warn.
         config.update({k: v for k, v in self.kafka_extra.items() if not _consumer_only(k)})
         config.update({"acks": "all", "enable.idempotence": True, "linger.ms": 20})
+        return config
+
+    def admin_config(self) -> dict[str, Any]:
+        """Connection and security properties only, for admin requests (topic checks, offsets)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers, "client.id": "clevertap-processor"}
+        config.update({k: v for k, v in self.kafka_extra.items() if not _consumer_only(k)})
         return config
 
     def describe(self) -> dict[str, Any]:
@@ -195,7 +208,7 @@ class _Env:
                 self.problems.append(ConfigError(f"{name}_FILE", f"cannot read {file_name}: {exc.strerror}"))
                 return None
         value = self.env.get(name)
-        return Secret(value) if value else None
+        return Secret(value.strip()) if value and value.strip() else None
 
     def required(self, name: str, hint: str) -> str:
         value = self.raw(name)
@@ -295,6 +308,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if dlq_topic is not None and dlq_topic in topics:
         source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", "must not be one of KAFKA_TOPICS"))
     extra = _kafka_extra(source)
+    dlq_create = source.choice("KAFKA_DLQ_CREATE", "true", ("true", "false")) == "true"
 
     account_id = source.required("CLEVERTAP_ACCOUNT_ID", "the Project ID from CleverTap's settings page")
     passcode = source.secret("CLEVERTAP_PASSCODE")
@@ -378,6 +392,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_group_id=group_id,
         kafka_extra=extra,
         dlq_topic=dlq_topic,
+        dlq_create=dlq_create,
         clevertap_account_id=account_id,
         clevertap_passcode=passcode,
         clevertap_region=region,

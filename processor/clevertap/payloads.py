@@ -7,6 +7,7 @@ each error text (the echoed record may be normalised, so it is not used for matc
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,9 @@ def parse_upload_response(body: bytes, sent: int) -> UploadOutcome:
         ambiguous = True
     if not isinstance(processed, int) or isinstance(processed, bool):
         processed = sent - len(failures)
+    elif processed + len(failures) != sent:
+        # The counts disagree with the records named: what was stored is unknown, so nothing is assumed.
+        ambiguous = True
     failures.sort(key=lambda f: f.index)
     return UploadOutcome(status, processed, failures, ambiguous)
 
@@ -129,5 +133,5 @@ def retry_after_seconds(value: str | None) -> float | None:
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+        return None  # an HTTP date: CleverTap documents none, so it is not worth a date parser
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -16,31 +16,32 @@ TopicPartition = tuple[str, int]
 class PartitionOffsets:
     """Offsets of one partition in the order they were read; O(1) amortised per record."""
 
-    __slots__ = ("_committed", "_done", "_order", "_position")
+    __slots__ = ("_committed", "_done", "_last", "_order", "_position")
 
     def __init__(self) -> None:
         self._order: deque[int] = deque()
         self._done: set[int] = set()
+        self._last: int | None = None  # the last offset tracked, done or not
         self._position: int | None = None  # next offset to commit, once known
         self._committed: int | None = None
 
     def track(self, offset: int) -> None:
         """Register a record just read. Offsets must increase (Kafka may skip some: compaction, transactions)."""
-        if self._order and offset <= self._order[-1]:
-            raise ValueError(f"offset {offset} is not after {self._order[-1]}")
+        if self._last is not None and offset <= self._last:
+            raise ValueError(f"offset {offset} is not after {self._last}")
         self._order.append(offset)
+        self._last = offset
 
     def done(self, offset: int) -> None:
         """Mark a tracked record done; unknown offsets (a partition revoked and re-read) are ignored."""
         order = self._order
         if order and order[0] == offset:
             order.popleft()
-            self._position = offset + 1
             done = self._done
             while order and order[0] in done:
-                head = order.popleft()
-                done.discard(head)
-                self._position = head + 1
+                done.discard(order.popleft())
+            # The first record not done, or one past the last record read; offsets between do not exist.
+            self._position = order[0] if order else (self._last or offset) + 1
         elif order and order[0] < offset <= order[-1]:
             self._done.add(offset)
 
