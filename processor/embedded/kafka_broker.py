@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,10 +51,44 @@ _LIBS_NAME = "libs"
 _POM_NS = "{http://maven.apache.org/POM/4.0.0}"
 
 _LOG_TAIL_LINES = 60
+_LISTENERS_RE = re.compile(r"^listeners=PLAINTEXT://127\.0\.0\.1:(\d+),CONTROLLER://127\.0\.0\.1:(\d+)$", re.MULTILINE)
 
 # Kafka's own start script asks for a 1 GiB heap; a test broker holding a few topics needs far less,
 # and the machine also runs the processor and the tests.
 _BROKER_JVM_FLAGS = ["-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+
+# Runs in a separate small Python process, one per broker JVM. The JVM lives in its own session, so when
+# its owner dies without running atexit (SIGKILL, an unhandled SIGTERM, e.g. from `timeout`) nothing
+# would ever end it. The watchdog holds the read end of a pipe whose only writer is the owner: a byte
+# means "stopped on purpose", bare EOF means the owner is gone and the JVM must go too. The JVM's start
+# time from /proc guards against signalling a recycled pid.
+_WATCHDOG_SOURCE = """
+import os, signal, sys, time
+pid = int(sys.argv[1])
+def start_time():
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+def alive(expected):
+    if expected is not None and start_time() != expected:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+expected = start_time()
+if sys.stdin.buffer.read() or not alive(expected):
+    sys.exit(0)
+os.kill(pid, signal.SIGTERM)
+deadline = time.monotonic() + 15
+while alive(expected) and time.monotonic() < deadline:
+    time.sleep(0.1)
+if alive(expected):
+    os.kill(pid, signal.SIGKILL)
+"""
 
 
 def _pom_path() -> Path:
@@ -188,6 +223,17 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Same option the JVM sets on its listening sockets, so a port in TIME_WAIT still counts as free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _new_cluster_id() -> str:
     # Kafka cluster ids are 16 random bytes in unpadded URL-safe base64; a leading '-' would be read
     # as an option by the storage tool's argument parser, so such ids are drawn again.
@@ -231,6 +277,8 @@ class KafkaBroker:
         self._last_pid: int | None = None
         self._log_handle: IO[bytes] | None = None
         self._log_offset = 0
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pipe: int | None = None
         self._atexit_registered = False
 
     @property
@@ -265,10 +313,31 @@ class KafkaBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _previous_ports(self) -> tuple[int, int] | None:
+        # A workdir reused by a new KafkaBroker (e.g. `run --workdir` twice) keeps its address when it can.
+        try:
+            text = (self._workdir / "server.properties").read_text()
+        except FileNotFoundError:
+            return None
+        match = _LISTENERS_RE.search(text)
+        if match is None:
+            return None
+        broker_port, controller_port = int(match[1]), int(match[2])
+        if self._port not in (None, broker_port):
+            return None
+        if not (_port_free(broker_port) and _port_free(controller_port)):
+            return None
+        return broker_port, controller_port
+
     def _choose_ports(self) -> None:
-        if self._port is None:
+        if self._controller_port is not None:
+            return
+        previous = self._previous_ports()
+        if previous is not None:
+            self._port, self._controller_port = previous
+        elif self._port is None:
             self._port, self._controller_port = _free_ports(2)
-        elif self._controller_port is None:
+        else:
             ports = _free_ports(2)
             self._controller_port = ports[0] if ports[0] != self._port else ports[1]
 
@@ -301,10 +370,6 @@ class KafkaBroker:
                 # session expires (default 9 s) and the restarted broker cannot register before that.
                 "broker.heartbeat.interval.ms=500",
                 "broker.session.timeout.ms=4000",
-                # Fewer internal-topic partitions make the first consumer group and transaction come up much
-                # faster on a small machine; group and transaction semantics do not depend on the count.
-                "offsets.topic.num.partitions=5",
-                "transaction.state.log.num.partitions=5",
                 "",
             ]
         )
@@ -408,6 +473,8 @@ class KafkaBroker:
         """Start the broker and return once it answers metadata requests on ``bootstrap_servers``."""
         if self.running:
             return
+        # The previous JVM may have died by itself; drop its handles before starting a new one.
+        self._release()
         deadline = time.monotonic() + timeout
         libs = ensure_kafka_jars()
         self._workdir.mkdir(parents=True, exist_ok=True)
@@ -429,6 +496,7 @@ class KafkaBroker:
             start_new_session=True,
         )
         self._last_pid = self._proc.pid
+        self._start_watchdog(self._proc.pid)
         if not self._atexit_registered:
             # The JVM is outside our process group, so nothing else would end it if the owner forgets.
             atexit.register(self._kill_at_exit)
@@ -492,11 +560,41 @@ class KafkaBroker:
             proc.wait()
         self._release()
 
+    def _start_watchdog(self, pid: int) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG_SOURCE, str(pid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._watchdog_pipe = write_end
+
     def _release(self) -> None:
+        """Forget a JVM that has already exited, and dismiss its watchdog."""
         self._proc = None
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
+        if self._watchdog_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._watchdog_pipe, b"stopped")
+            os.close(self._watchdog_pipe)
+            self._watchdog_pipe = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
 
     def _kill_at_exit(self) -> None:
         with contextlib.suppress(Exception):

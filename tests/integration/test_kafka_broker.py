@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,10 +74,12 @@ def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30) -> lis
 
 def _process_exists(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    return True
+    # An orphan that exited but whose new parent has not reaped it yet is gone for our purposes.
+    return state != "Z"
 
 
 def test_round_trip_then_stop_ends_the_process(broker: KafkaBroker) -> None:
@@ -110,3 +115,37 @@ def test_restart_keeps_port_and_messages(broker: KafkaBroker, how: str) -> None:
     assert broker.bootstrap_servers == bootstrap
     assert broker.pid != first_pid
     assert _consume(bootstrap, topic, len(VALUES)) == VALUES
+
+
+def test_broker_does_not_outlive_a_killed_owner(tmp_path: Path) -> None:
+    # The JVM runs in its own session, so a SIGKILLed owner (no atexit, no fixture teardown) would leave it
+    # running forever without the watchdog.
+    pid_file = tmp_path / "broker.pid"
+    owner_code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from processor.embedded.kafka_broker import KafkaBroker
+        broker = KafkaBroker(workdir=Path({str(tmp_path / "kafka")!r}))
+        broker.start()
+        Path({str(pid_file)!r}).write_text(str(broker.pid))
+        time.sleep(600)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not pid_file.exists():
+            assert owner.poll() is None, f"owner exited early with {owner.returncode}"
+            assert time.monotonic() < deadline, "broker in the owner process did not start"
+            time.sleep(0.2)
+        broker_pid = int(pid_file.read_text())
+        assert _process_exists(broker_pid)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+
+    deadline = time.monotonic() + 30
+    while _process_exists(broker_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _process_exists(broker_pid), "broker JVM outlived its SIGKILLed owner"
