@@ -21,7 +21,7 @@ from processor.pipeline import Decoder, Pipeline
 from processor.schema_registry import SchemaRegistryClient
 from processor.settings import Settings
 from processor.stats import Stats
-from processor.subscriptions import Subscription, preset_subscriptions
+from processor.subscriptions import Subscription, load_subscriptions_file, preset_subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,20 @@ class RunResult:
 
 
 def load_subscriptions(settings: Settings) -> list[Subscription]:
-    return preset_subscriptions()
+    """The Customized Setup file named by ``SUBSCRIPTIONS_FILE``, else the Quick Setup presets.
+
+    Raises :class:`~processor.errors.ConfigError` (setting ``SUBSCRIPTIONS_FILE``) naming the place in the file of
+    every problem; nothing is connected before this succeeds.
+    """
+    if settings.subscriptions_file is None:
+        subscriptions = preset_subscriptions()
+        source = "Quick Setup presets"
+    else:
+        subscriptions = load_subscriptions_file(settings.subscriptions_file)
+        source = str(settings.subscriptions_file)
+    enabled = [s.name for s in subscriptions if s.enabled]
+    log.info("subscriptions from %s: %s", source, ", ".join(enabled) or "none enabled")
+    return subscriptions
 
 
 def build_decoder(settings: Settings) -> Decoder:

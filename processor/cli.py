@@ -1,4 +1,4 @@
-"""Command line: ``processor run | demo | check-config``."""
+"""Command line: ``processor run | demo | check-config | presets | preview | redrive | replay``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from processor.errors import ConfigError
 from processor.logs import setup_logging
+from processor.redrive import add_redrive_parser, cmd_redrive
 from processor.settings import Settings, load_settings
 
 log = logging.getLogger("processor")
@@ -81,10 +83,90 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _print_config_errors(errors: list[ConfigError]) -> None:
+    for exc in errors:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            for line in note.splitlines():
+                print(f"configuration error: {line}", file=sys.stderr)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = _settings_or_exit()
-    print(json.dumps(settings.describe(), indent=2, default=str))
+    """Validate the settings and the subscriptions (both, so every problem is listed at once); print the
+    effective configuration, secrets masked, or exit 2 with the reasons."""
+    from processor.subscriptions import describe_subscriptions, load_subscriptions_file, preset_subscriptions
+
+    errors: list[ConfigError] = []
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        errors.append(exc)
+    if settings is not None:
+        path = settings.subscriptions_file
+    else:
+        raw = os.environ.get("SUBSCRIPTIONS_FILE", "").strip()
+        path = Path(raw) if raw else None
+    subscriptions = []
+    try:
+        if path is None:
+            subscriptions = preset_subscriptions()
+        elif path.is_file():  # a missing file is already reported by load_settings
+            subscriptions = load_subscriptions_file(path)
+    except ConfigError as exc:
+        errors.append(exc)
+    if errors or settings is None:
+        _print_config_errors(errors)
+        return EXIT_CONFIG
+    shown = settings.describe()
+    shown["subscriptions_source"] = str(path) if path is not None else "Quick Setup presets"
+    shown["subscriptions"] = describe_subscriptions(subscriptions)
+    print(json.dumps(shown, indent=2, default=str))
     print("configuration OK", file=sys.stderr)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from processor.subscriptions import presets_yaml
+
+    sys.stdout.write(presets_yaml())
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from processor.preview import (
+        PreviewInputError,
+        load_preview_subscriptions,
+        preview_event,
+        read_event_file,
+        read_kafka_event,
+        render_text,
+    )
+
+    if (args.file is None) == (args.topic is None) or (args.topic is not None and args.offset is None):
+        print("preview: give one event: a FILE, or --topic with --partition and --offset", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        subscriptions, source = load_preview_subscriptions(args.subscriptions)
+        if args.topic is not None:
+            event = read_kafka_event(args.topic, args.partition, args.offset)
+        else:
+            event = read_event_file(args.file, index=args.index, schema_path=args.schema)
+    except ConfigError as exc:
+        _print_config_errors([exc])
+        return EXIT_CONFIG
+    except PreviewInputError as exc:
+        print(f"preview: {exc}", file=sys.stderr)
+        return 1
+    results = preview_event(event, subscriptions)
+    if args.json:
+        for entry in results:
+            if "request" in entry:
+                entry["request"]["body"] = json.loads(entry["request"]["body"])
+        print(json.dumps({"subscriptions": source, "event": event, "results": results}, indent=2, default=str))
+    else:
+        print(f"subscriptions: {source}")
+        print(render_text(results))
     return 0
 
 
@@ -102,9 +184,27 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", help="consume and deliver to CleverTap until SIGTERM/SIGINT (the default)")
     commands.add_parser("demo", help="run on an embedded default: local broker, CleverTap stand-in, sample events")
-    commands.add_parser("check-config", help="validate the settings and print them with secrets masked")
+    commands.add_parser(
+        "check-config", help="validate settings and subscriptions; print them with secrets masked (exit 2 if invalid)"
+    )
+    commands.add_parser("presets", help="print the Quick Setup subscriptions as YAML, to copy and edit")
+    preview = commands.add_parser(
+        "preview", help="show, for one event, what every subscription would send to CleverTap (nothing is sent)"
+    )
+    preview.add_argument("file", nargs="?", help="a JSON, JSON Lines or Avro file with the event ('-': stdin)")
+    preview.add_argument("--index", type=int, default=0, help="which event of a list / JSON Lines / Avro file")
+    preview.add_argument("--schema", type=Path, help="writer schema of a bare Avro body (default AVRO_SCHEMA_FILE)")
+    preview.add_argument("--topic", help="read the event from Kafka (with the processor's settings) ...")
+    preview.add_argument("--partition", type=int, default=0, help="... this partition (default 0) ...")
+    preview.add_argument("--offset", type=int, help="... at this offset")
+    preview.add_argument("--subscriptions", help="subscriptions file (default SUBSCRIPTIONS_FILE, else the presets)")
+    preview.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_redrive_parser(commands)
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "demo": cmd_demo, "check-config": cmd_check_config, None: cmd_run}
+    handlers = {
+        "run": cmd_run, "demo": cmd_demo, "check-config": cmd_check_config, "presets": cmd_presets,
+        "preview": cmd_preview, "redrive": cmd_redrive, None: cmd_run,
+    }
     return handlers[args.command](args)
 
 

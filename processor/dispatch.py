@@ -188,7 +188,7 @@ class Dispatcher:
         batch: list[Work] = []
         users: set[str] = set()
         held: list[Work] = []
-        scan_limit = 2 * limit
+        scan_limit = min(2 * limit, 256)  # bounds the re-scan cost when one user dominates a lane
         while queue and len(batch) < limit and len(held) < scan_limit:
             work = queue[0]
             if _endpoint(work) != endpoint:

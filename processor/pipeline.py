@@ -247,7 +247,7 @@ class Pipeline:
         headers = message.headers()
         try:
             event = self.decoder.decode(value, headers)
-            result = route(event, self.subscriptions)
+            result = route(event, self.subscriptions, collect_errors=True)
         except RecordError as exc:
             if isinstance(exc, DecodeError):
                 self.stats.decode_errors += 1
@@ -258,12 +258,23 @@ class Pipeline:
         if result.timestamp_warnings:
             self.stats.timestamp_warnings += result.timestamp_warnings
         operations = result.operations
-        if not operations:
+        failures = result.errors
+        if not operations and not failures:
             self.stats.skipped[result.skipped_reason or "no subscription matched"] += 1
             self.breaker.success()
             state.done(offset)
             return
-        origin = self._origin(message, tp, offset, state, value, headers, len(operations))
+        origin = self._origin(message, tp, offset, state, value, headers, len(operations) + len(failures))
+        for failure in failures:
+            # Refused before sending (the code is the one CleverTap would give): the other subscriptions of the
+            # event still deliver; this one goes to the dead-letter topic, naming the subscription.
+            error = failure.error
+            self.stats.rejected[error.code or 0] += 1
+            log.warning(
+                "%s[%d]@%d %s error (%s, code %s): %s",
+                tp[0], tp[1], offset, error.stage, failure.subscription, error.code, error.message,
+            )
+            self._dead_letter(origin, error, subscription=failure.subscription)
         for operation in operations:
             self.stats.operations[operation.action.value] += 1
             self.dispatcher.submit(Work(operation, origin))

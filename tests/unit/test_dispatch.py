@@ -296,6 +296,11 @@ async def test_one_record_per_user_per_request_in_order() -> None:
         ("upload", None, ["u/up1"]),
         ("upload", None, ["u/up2"]),
     ]
+    assert delivery.events == [
+        ("accepted", ["u/up0", "v/up0", "w/up0"]),
+        ("accepted", ["u/up1"]),
+        ("accepted", ["u/up2"]),
+    ]
 
 
 @pytest.mark.parametrize(
