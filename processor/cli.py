@@ -14,6 +14,7 @@ from pathlib import Path
 from processor.errors import ConfigError
 from processor.logs import setup_logging
 from processor.redrive import add_redrive_parser, cmd_redrive
+from processor.replay import add_replay_parser, cmd_replay
 from processor.settings import Settings, load_settings
 
 log = logging.getLogger("processor")
@@ -200,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("--subscriptions", help="subscriptions file (default SUBSCRIPTIONS_FILE, else the presets)")
     preview.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_redrive_parser(commands)
+    add_replay_parser(commands)
     args = parser.parse_args(argv)
     handlers = {
         "run": cmd_run, "demo": cmd_demo, "check-config": cmd_check_config, "presets": cmd_presets,
-        "preview": cmd_preview, "redrive": cmd_redrive, None: cmd_run,
+        "preview": cmd_preview, "redrive": cmd_redrive, "replay": cmd_replay,
+        None: cmd_run,
     }
     return handlers[args.command](args)
 
