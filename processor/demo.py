@@ -13,7 +13,14 @@ from confluent_kafka import Consumer
 from processor.app import run_processor
 from processor.decode import load_schema
 from processor.embedded.clevertap_standin import ClevertapStandin, StandinConfig
-from processor.embedded.events import create_topics, encode_plain, event_key, load_sample_events, produce
+from processor.embedded.events import (
+    EMBEDDED_KAFKA_LOG,
+    create_topics,
+    encode_plain,
+    event_key,
+    load_sample_events,
+    produce,
+)
 from processor.embedded.kafka_broker import KafkaBroker
 from processor.settings import default_schema_path, load_settings
 from processor.stats import Stats
@@ -25,6 +32,8 @@ FOREIGN_PAYLOADS = [b'{"type":"identify","userId":"u-json"}', b"\x02\x10truncate
 
 
 def _progress(stats: Stats) -> None:
+    if stats.read == 0:
+        return  # still joining the consumer group
     print(
         f"  progress: read {stats.read}, profiles {stats.profiles_uploaded}, events {stats.events_uploaded}, "
         f"deletes {stats.profiles_deleted}, rejected {sum(stats.rejected.values())}, "
@@ -36,7 +45,7 @@ def _progress(stats: Stats) -> None:
 def _count_dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"demo-dlq-reader-{secrets.token_hex(4)}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False}
+         "auto.offset.reset": "earliest", "enable.auto.commit": False, "logger": EMBEDDED_KAFKA_LOG}
     )
     consumer.subscribe([topic])
     letters: list[dict[str, str]] = []
@@ -58,6 +67,7 @@ def _count_dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[
 
 async def run_demo(keep_broker: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
+    EMBEDDED_KAFKA_LOG.setLevel(logging.ERROR)
     print("Starting a local Apache Kafka broker (the first run fetches its jars from Maven Central) ...", flush=True)
     broker = KafkaBroker()
     await asyncio.to_thread(broker.start)
@@ -122,3 +132,6 @@ def _show_standin(standin: ClevertapStandin) -> None:
         print(f"  profile {identity}: {shown}")
     if standin.events:
         print(f"  first event: {standin.events[0]}")
+    charged = [event for event in standin.events if event.get("evtName") == "Charged"]
+    if charged:
+        print(f"  first Charged event: {charged[0]}")

@@ -312,7 +312,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     account_id = source.required("CLEVERTAP_ACCOUNT_ID", "the Project ID from CleverTap's settings page")
     passcode = source.secret("CLEVERTAP_PASSCODE")
-    if passcode is None or not passcode:
+    if passcode is None and source.raw("CLEVERTAP_PASSCODE_FILE") is not None:
+        passcode = Secret("")  # the unreadable file is already reported
+    elif passcode is None or not passcode:
         source.problems.append(
             ConfigError("CLEVERTAP_PASSCODE", "is required (or CLEVERTAP_PASSCODE_FILE naming a mounted file)")
         )

@@ -32,6 +32,3 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 .venv/bin/python -m processor.embedded.kafka_broker fetch >/dev/null
-if [ "${SETUP_SKIP_KUSTOMIZE:-}" != 1 ] && command -v go >/dev/null 2>&1; then
-  bash deploy/install-kustomize.sh >/dev/null  # renders deploy/ in the manifest tests; built once, cached
-fi

@@ -8,8 +8,11 @@ from processor.embedded.kafka_broker import KafkaBroker
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """A real Apache Kafka broker: KAFKA_BOOTSTRAP_SERVERS when set, else one local KRaft broker per session."""
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    """A real Apache Kafka broker: TEST_KAFKA_BOOTSTRAP_SERVERS when set, else one local KRaft broker per session.
+
+    Deliberately not the processor's own KAFKA_BOOTSTRAP_SERVERS: a shell configured for a real cluster must not
+    send test traffic there."""
+    given = os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
     if given:
         yield given
         return

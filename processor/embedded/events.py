@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from processor.settings import default_schema_path
+
+
+# The demo's and tests' own Kafka clients log here; the demo keeps only errors (a fresh broker's "coordinator load
+# in progress" retries are expected).
+EMBEDDED_KAFKA_LOG = logging.getLogger("processor.embedded.librdkafka")
 
 
 def sample_events_path() -> Path:
@@ -52,7 +58,7 @@ def event_key(event: Mapping[str, Any]) -> bytes | None:
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 30.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": EMBEDDED_KAFKA_LOG})
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics.items()],
         operation_timeout=timeout_s,
@@ -75,7 +81,10 @@ def produce(
     timeout_s: float = 60.0,
 ) -> int:
     """Produce (key, value) pairs and wait for every acknowledgement; returns how many were written."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True,
+         "logger": EMBEDDED_KAFKA_LOG}
+    )
     errors: list[str] = []
 
     def delivered(error: Any, message: Any) -> None:

@@ -45,7 +45,7 @@ def ensure_dead_letter_topics(settings: Settings, timeout_s: float = 15.0) -> No
     for name, future in futures.items():
         try:
             future.result(timeout=timeout_s)
-            log.warning("created dead-letter topic %s (%d partitions)", name, wanted[name])
+            log.info("created dead-letter topic %s (%d partitions)", name, wanted[name])
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" in str(exc):
                 continue

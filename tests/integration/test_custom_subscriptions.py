@@ -125,11 +125,12 @@ SCENARIO: list[tuple[dict[str, Any], list[tuple[str, Any]], dict[str, str] | Non
         None,
     ),
     (
-        # A local phone number: refused before sending, with CleverTap's code; the other subscription still would
-        # have worked, but the whole event is dead-lettered once.
+        # A local phone number: the profile is refused before sending, with CleverTap's code, and dead-lettered;
+        # the event's other subscription still delivers.
         {"messageId": "m4", "type": "identify", "userId": "u-2", "timestamp": iso(T + 1),
          "traits": {"name": "Local Phone", "phone": "07700900123", "plan": "free"}},
-        [],
+        [("/1/upload", {"d": [{"type": "event", "identity": "u-2", "ts": T + 1, "evtName": "Plan Changed",
+                               "evtData": {"plan": "free", "at": iso(T + 1)}}]})],
         {"x-dlq-stage": "validate", "x-dlq-error-code": "516", "x-dlq-error-class": "ValidationError"},
     ),
     (
@@ -175,7 +176,8 @@ async def test_custom_subscriptions_exact_bodies(kafka_bootstrap: str, tmp_path:
         stats = result.stats
         assert stats.read == len(SCENARIO)
         assert stats.profiles_uploaded == 1
-        assert stats.events_uploaded == 3
+        assert stats.events_uploaded == 4
+        assert dict(stats.rejected) == {516: 1}
         assert stats.profiles_deleted == 2
         assert stats.dead_lettered == 1
         assert dict(stats.skipped) == {"no user id": 1, "no subscription matched": 1}
@@ -190,7 +192,8 @@ async def test_custom_subscriptions_exact_bodies(kafka_bootstrap: str, tmp_path:
     assert expected_letter is not None
     assert {k: headers[k] for k in expected_letter} == expected_letter
     assert headers["x-dlq-source-offset"] == "3"
-    assert headers["x-dlq-error-message"].startswith("CRM Profile: Phone is not in E.164 form")
+    assert headers["x-dlq-subscription"] == "CRM Profile"
+    assert headers["x-dlq-error-message"].startswith("Phone is not in E.164 form")
     assert "07700900123" not in headers["x-dlq-error-message"]
     assert letters[0].value() == encode_plain(SCHEMA, SCENARIO[3][0])
 
