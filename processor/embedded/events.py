@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from processor.settings import default_schema_path
 
-
 # The demo's and tests' own Kafka clients log here; the demo keeps only errors (a fresh broker's "coordinator load
 # in progress" retries are expected).
 EMBEDDED_KAFKA_LOG = logging.getLogger("processor.embedded.librdkafka")
@@ -58,7 +57,8 @@ def event_key(event: Mapping[str, Any]) -> bytes | None:
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 30.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": EMBEDDED_KAFKA_LOG})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": EMBEDDED_KAFKA_LOG}
+    admin = AdminClient(config)
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics.items()],
         operation_timeout=timeout_s,
