@@ -74,6 +74,11 @@ class DispatchConfig:
     credentials_retry_s: float = 30.0
 
 
+# How many queued works one batch may step over (other users' deletes, a user's later records): bounds the
+# re-scan cost when one user or one endpoint dominates a lane.
+_HELD_LIMIT = 256
+
+
 def _endpoint(work: Work) -> str:
     """Works that can share one request have the same endpoint key."""
     operation = work.operation
@@ -177,29 +182,27 @@ class Dispatcher:
                 lane.sending = []
 
     def _take(self, queue: deque[Work]) -> list[Work]:
-        """The next request: queued works for one endpoint, at most one per user.
+        """The next request: queued works for the endpoint of the queue's head, at most one per user.
 
-        One record per user per request keeps a user's order even when CleverTap asks to retry a single record
-        (code 555): a later record of that user waits in the queue instead of being stored before it. A user's
-        later records stay behind, in order; the scan stops at the first work for another endpoint.
+        A work is taken only when nothing of its user is ahead of it (in this request or still queued), so each
+        user's operations reach CleverTap in queue order. Works of other endpoints (a delete among uploads) are
+        stepped over and stay queued, in order, blocking only their own user; a rare delete therefore does not
+        cut a stream of uploads into small requests. One record per user per request keeps the order even when
+        CleverTap asks to retry a single record (code 555).
         """
         endpoint = _endpoint(queue[0])
         limit = self._config.upload_batch if endpoint == "upload" else self._config.delete_batch
         batch: list[Work] = []
-        users: set[str] = set()
+        blocked: set[str] = set()  # users with a work in this batch or one stepped over
         held: list[Work] = []
-        scan_limit = min(2 * limit, 256)  # bounds the re-scan cost when one user dominates a lane
-        while queue and len(batch) < limit and len(held) < scan_limit:
-            work = queue[0]
-            if _endpoint(work) != endpoint:
-                break
-            queue.popleft()
+        while queue and len(batch) < limit and len(held) < _HELD_LIMIT:
+            work = queue.popleft()
             user = work.operation.user
-            if user in users:
+            if user in blocked or _endpoint(work) != endpoint:
                 held.append(work)
             else:
-                users.add(user)
                 batch.append(work)
+            blocked.add(user)
         if held:
             queue.extendleft(reversed(held))
         return batch
