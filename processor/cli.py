@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -74,6 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     setup_logging(settings.log_level, settings.log_format)
+    # Records are acyclic and freed by reference counting; the cyclic collector's passes only rescan the thousands of
+    # records in flight (decoded events, mapped records): at the default thresholds (700, 10, 10) that is 15-20 % of
+    # the CPU per record. Start-up objects are frozen out of the scans; collections become ~140x rarer.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         return asyncio.run(_run(settings))
     except ConfigError as exc:

@@ -260,6 +260,11 @@ class Dispatcher:
                 await self._sleep(delay)
 
     def _settle(self, pending: list[Work], outcome: UploadOutcome) -> list[Work]:
+        if not outcome.failures:  # the usual answer: everything stored, one call for the whole request
+            for work in pending:
+                work.settled = True
+            self._delivery.accepted(pending)
+            return []
         failures = {f.index: f for f in outcome.failures}
         accepted: list[Work] = []
         retry: list[Work] = []

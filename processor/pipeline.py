@@ -122,11 +122,22 @@ class Pipeline:
 
     # --- Delivery callbacks (from the dispatcher, on the loop) -------------------------------------------------
     def accepted(self, works: Sequence[Work]) -> None:
-        stats = self.stats
+        # Called once per request with up to 1000 works: count per action once, finish origins inline.
+        profiles = deletes = 0
         for work in works:
-            counter = _DELIVERED_COUNTER[work.operation.action]
-            setattr(stats, counter, getattr(stats, counter) + 1)
-            self._operation_done(work.origin)
+            action = work.operation.action
+            if action is Action.UPLOAD_PROFILE:
+                profiles += 1
+            elif action is Action.DELETE_PROFILE:
+                deletes += 1
+            origin = work.origin
+            origin.pending -= 1
+            if origin.pending == 0:
+                origin.state.done(origin.offset)
+        stats = self.stats
+        stats.profiles_uploaded += profiles
+        stats.profiles_deleted += deletes
+        stats.events_uploaded += len(works) - profiles - deletes
         self.breaker.success(len(works))
 
     def rejected(self, work: Work, error: RecordError) -> None:
@@ -311,14 +322,17 @@ class Pipeline:
                     self.stats.read += len(late)
                     messages.extend(late)
 
-    async def _apply_backpressure(self) -> None:
+    async def _apply_backpressure(self) -> bool:
+        """Pause what must wait. True when every partition waits only for records in flight to complete."""
         assigned = self.source.assigned
-        if not self.dispatcher.credentials_ok or self.draining or self.tracker.in_flight >= self.settings.max_in_flight:
+        waiting = not self.dispatcher.credentials_ok or self.draining
+        if waiting or self.tracker.in_flight >= self.settings.max_in_flight:
             wanted = set(assigned)
         else:
             cap = self.settings.max_in_flight_per_partition
             wanted = {tp for tp, n in self.tracker.partition_in_flight().items() if n >= cap}
         await self.source.set_paused(wanted)
+        return not waiting and bool(assigned) and wanted >= assigned
 
     def lag(self) -> dict[TopicPartition, int]:
         """Records not yet committed per partition, from the last known high watermarks."""
@@ -350,8 +364,10 @@ class Pipeline:
         last_commit = last_progress = idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                await self._apply_backpressure()
-                messages = await self.source.consume(settings.poll_batch_size, 0.1)
+                throttled = await self._apply_backpressure()
+                # Everything paused for backpressure: poll briefly, so reading resumes as soon as lanes free room
+                # (a 0.1 s poll on paused partitions left the loop idle while lanes had already drained).
+                messages = await self.source.consume(settings.poll_batch_size, 0.01 if throttled else 0.1)
                 now = time.monotonic()
                 self.last_progress = now
                 if messages:

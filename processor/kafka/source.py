@@ -117,7 +117,7 @@ class KafkaSource:
         """Up to ``max_messages`` records; partition-level errors are logged, fatal ones raised."""
         consumer = self._consumer
         assert consumer is not None
-        messages: list[Message] = await self._call(consumer.consume, max_messages, timeout_s)
+        messages: list[Message] = await self._call(_consume_available, consumer, max_messages, timeout_s)
         if self.fatal is not None:
             raise FatalKafkaError(self.fatal)
         if not messages or (messages[-1].error() is None and messages[0].error() is None):
@@ -201,6 +201,20 @@ class KafkaSource:
         finally:
             self._consumer = None
             self._executor.shutdown(wait=True)
+
+
+def _consume_available(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """What is there, up to ``max_messages``; waits up to ``timeout_s`` only while nothing is.
+
+    ``consume(n, timeout)`` returns when n records are there or the timeout passed, so at a moderate rate every
+    record of a batch waited for the batch to fill (up to 100 ms at the pipeline's poll timeout).
+    """
+    messages: list[Message] = consumer.consume(max_messages, 0)
+    if not messages:
+        messages = consumer.consume(1, timeout_s)
+        if messages and max_messages > 1:
+            messages.extend(consumer.consume(max_messages - 1, 0))
+    return messages
 
 
 def _fmt(tps: Iterable[TP]) -> str:

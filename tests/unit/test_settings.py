@@ -325,6 +325,7 @@ CONSUMER_BASE = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
     "client.id": "clevertap-processor",
+    "queued.max.messages.kbytes": 16384,
 }
 
 
