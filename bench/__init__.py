@@ -1,0 +1,1 @@
+"""Throughput, latency and memory benchmark of the processor (a script that prints figures, not a test)."""
