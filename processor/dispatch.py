@@ -44,6 +44,7 @@ class Work:
     origin: Any
     attempts: int = 0
     settled: bool = False  # accepted or rejected: reported once, never sent again
+    abandoned: bool = False  # its partition moved to another consumer: this one does not send it (again)
 
 
 class Delivery(Protocol):
@@ -146,6 +147,21 @@ class Dispatcher:
     def sending(self, belongs: Callable[[Work], bool]) -> int:
         return sum(1 for lane in self._lanes for w in lane.sending if belongs(w))
 
+    def abandon(self, belongs: Callable[[Work], bool]) -> int:
+        """Stop retrying in-flight works for which ``belongs`` is true; returns how many.
+
+        A request already on the wire completes, but an abandoned work is never sent again: once its partition
+        belongs to another consumer, a late retry would land after that consumer's newer records of the same user
+        (an upload after their delete).
+        """
+        abandoned = 0
+        for lane in self._lanes:
+            for work in lane.sending:
+                if not work.settled and not work.abandoned and belongs(work):
+                    work.abandoned = True
+                    abandoned += 1
+        return abandoned
+
     async def drain(self, timeout_s: float) -> bool:
         """Send what is queued, then stop the lanes. False when ``timeout_s`` passed first (lanes cancelled)."""
         self._closing = True
@@ -176,7 +192,7 @@ class Dispatcher:
                 raise
             except Exception:  # a bug must not silently stop a lane: its records would never complete
                 log.exception("unexpected error while sending a batch; retrying what is not settled")
-                lane.queue.extendleft(reversed([work for work in batch if not work.settled]))
+                lane.queue.extendleft(reversed([work for work in batch if not work.settled and not work.abandoned]))
                 await self._sleep(self._config.retry_initial_s)
             finally:
                 lane.sending = []
@@ -215,6 +231,9 @@ class Dispatcher:
         while pending:
             if not probing:
                 await self._credentials_ok.wait()
+            pending = [work for work in pending if not work.abandoned]
+            if not pending:
+                return
             for work in pending:
                 work.attempts += 1
             try:

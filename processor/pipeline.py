@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from processor.breaker import FailureBreaker
 from processor.decode import Headers, RegistryDecoder
 from processor.dispatch import DispatchConfig, Dispatcher, Work
-from processor.errors import DecodeError, RecordError, SchemaRegistryUnavailable
+from processor.errors import DecodeError, RecordError, RejectedByClevertap, SchemaRegistryUnavailable
 from processor.kafka.dlq import DeadLetter, DeadLetterError
 from processor.kafka.offsets import OffsetTracker, PartitionOffsets, TopicPartition
 from processor.settings import Settings
@@ -113,7 +113,13 @@ class Pipeline:
         self.credentials_message: str | None = None
         self.draining = False
         self._assigned_at = 0.0
+        # Two windows, each comparing outcomes known at the same moment: records read (decoded and routed, or
+        # not) and CleverTap's answers (accepted or refused). One window mixing both saw read-time failures at once
+        # but successes only when CleverTap answered, so a little garbage at start-up looked like a storm.
         self.breaker = FailureBreaker(
+            settings.breaker_window, settings.breaker_threshold, settings.breaker_min_records
+        )
+        self.input_breaker = FailureBreaker(
             settings.breaker_window, settings.breaker_threshold, settings.breaker_min_records
         )
         self.breaker_message: str | None = None
@@ -175,9 +181,10 @@ class Pipeline:
         self, origin: Origin, error: RecordError, *, attempts: int = 1, subscription: str | None = None
     ) -> None:
         signature = (error.stage, type(error).__name__, error.code)
-        if self.breaker.failure(signature) and self.breaker_message is None:
+        breaker = self.breaker if isinstance(error, RejectedByClevertap) else self.input_breaker
+        if breaker.failure(signature) and self.breaker_message is None:
             self.breaker_message = (
-                f"stopping: {self.breaker.share(signature):.0%} of the last {self.breaker.seen} records failed the "
+                f"stopping: {breaker.share(signature):.0%} of the last {breaker.seen} records failed the "
                 f"same way (stage {error.stage}, {type(error).__name__}, code {error.code}): {error.message}. "
                 "Fix the cause, then start the processor again; it resumes from the last committed offset "
                 "(PROCESSOR_BREAKER_THRESHOLD sets the share that stops it)"
@@ -239,6 +246,11 @@ class Pipeline:
                 await asyncio.sleep(0.02)
             positions = self.tracker.committable(partitions)
             self.stats.committed.update(positions)
+        # What is still being retried now belongs to the next owner, which reads it again from the committed offset;
+        # sending it from here too would land it after that owner's newer records of the same user.
+        abandoned = self.dispatcher.abandon(belongs)
+        if abandoned:
+            log.info("stopped retrying %d operations of released partitions (the new owner sends them)", abandoned)
         self.tracker.revoke(partitions)
         if dropped:
             log.info("dropped %d queued operations of released partitions (the new owner sends them)", dropped)
@@ -272,10 +284,12 @@ class Pipeline:
         failures = result.errors
         if not operations and not failures:
             self.stats.skipped[result.skipped_reason or "no subscription matched"] += 1
-            self.breaker.success()
+            self.input_breaker.success()
             state.done(offset)
             return
         origin = self._origin(message, tp, offset, state, value, headers, len(operations) + len(failures))
+        if not failures:
+            self.input_breaker.success()
         for failure in failures:
             # Refused before sending (the code is the one CleverTap would give): the other subscriptions of the
             # event still deliver; this one goes to the dead-letter topic, naming the subscription.
@@ -325,8 +339,13 @@ class Pipeline:
     async def _apply_backpressure(self) -> bool:
         """Pause what must wait. True when every partition waits only for records in flight to complete."""
         assigned = self.source.assigned
+        # The cap counts every record a crash would make the next run send again: those in flight and those done
+        # since the last commit. Reaching it commits at once rather than at the next interval, so only a commit
+        # that fails (the broker away) keeps the partitions paused.
+        if self.tracker.uncommitted >= self.settings.max_in_flight and self.tracker.committable():
+            await self.commit()
         waiting = not self.dispatcher.credentials_ok or self.draining
-        if waiting or self.tracker.in_flight >= self.settings.max_in_flight:
+        if waiting or self.tracker.uncommitted >= self.settings.max_in_flight:
             wanted = set(assigned)
         else:
             cap = self.settings.max_in_flight_per_partition
@@ -367,7 +386,8 @@ class Pipeline:
                 throttled = await self._apply_backpressure()
                 # Everything paused for backpressure: poll briefly, so reading resumes as soon as lanes free room
                 # (a 0.1 s poll on paused partitions left the loop idle while lanes had already drained).
-                messages = await self.source.consume(settings.poll_batch_size, 0.01 if throttled else 0.1)
+                room = max(1, settings.max_in_flight - self.tracker.uncommitted)
+                messages = await self.source.consume(min(settings.poll_batch_size, room), 0.01 if throttled else 0.1)
                 now = time.monotonic()
                 self.last_progress = now
                 if messages:

@@ -16,11 +16,12 @@ TopicPartition = tuple[str, int]
 class PartitionOffsets:
     """Offsets of one partition in the order they were read; O(1) amortised per record."""
 
-    __slots__ = ("_committed", "_done", "_last", "_order", "_position")
+    __slots__ = ("_committed", "_done", "_last", "_order", "_position", "_settled")
 
     def __init__(self) -> None:
         self._order: deque[int] = deque()
         self._done: set[int] = set()
+        self._settled: deque[int] = deque()  # done in order, not yet committed: a crash would read them again
         self._last: int | None = None  # the last offset tracked, done or not
         self._position: int | None = None  # next offset to commit, once known
         self._committed: int | None = None
@@ -36,10 +37,13 @@ class PartitionOffsets:
         """Mark a tracked record done; unknown offsets (a partition revoked and re-read) are ignored."""
         order = self._order
         if order and order[0] == offset:
-            order.popleft()
+            settled = self._settled
+            settled.append(order.popleft())
             done = self._done
             while order and order[0] in done:
-                done.discard(order.popleft())
+                head = order.popleft()
+                done.discard(head)
+                settled.append(head)
             # The first record not done, or one past the last record read; offsets between do not exist.
             self._position = order[0] if order else (self._last or offset) + 1
         elif order and order[0] < offset <= order[-1]:
@@ -49,6 +53,11 @@ class PartitionOffsets:
     def in_flight(self) -> int:
         return len(self._order)
 
+    @property
+    def uncommitted(self) -> int:
+        """Records read since the committed position, done or not: what a crash makes the next run send again."""
+        return len(self._order) + len(self._settled)
+
     def committable(self) -> int | None:
         """The offset to commit now, or None when nothing new is done since the last :meth:`committed`."""
         if self._position is None or self._position == self._committed:
@@ -57,6 +66,9 @@ class PartitionOffsets:
 
     def committed(self, offset: int) -> None:
         self._committed = offset
+        settled = self._settled
+        while settled and settled[0] < offset:
+            settled.popleft()
 
 
 class OffsetTracker:
@@ -88,6 +100,10 @@ class OffsetTracker:
     @property
     def in_flight(self) -> int:
         return sum(state.in_flight for state in self._partitions.values())
+
+    @property
+    def uncommitted(self) -> int:
+        return sum(state.uncommitted for state in self._partitions.values())
 
     def partition_in_flight(self) -> dict[TopicPartition, int]:
         return {tp: state.in_flight for tp, state in self._partitions.items()}
