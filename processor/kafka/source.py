@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from processor.kafka.offsets import TopicPartition as TP
 
 log = logging.getLogger(__name__)
+
+_ERROR_LOG_INTERVAL_S = 10.0
 
 # The pipeline's answers to partition movements; revoke returns the offsets to commit for those partitions.
 AssignHandler = Callable[[list[TP]], Awaitable[None]]
@@ -51,14 +54,24 @@ class KafkaSource:
         self._paused: set[TP] = set()
         self.assigned: set[TP] = set()
         self.fatal: str | None = None
+        self._error_seen: dict[str, tuple[float, int]] = {}
 
     def _error_cb(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal = str(error)
-        # Broker connection errors are logged once per occurrence by librdkafka's own retries; surface them.
-        log.warning("kafka: %s", error.str())
+        text = error.str()
+        # While a broker is away librdkafka reports the same error many times a second: log each text at most once
+        # per interval, with how often it was repeated meanwhile.
+        now = time.monotonic()
+        last, repeated = self._error_seen.get(text, (0.0, 0))
+        if now - last >= _ERROR_LOG_INTERVAL_S:
+            suffix = f" (repeated {repeated} times)" if repeated else ""
+            log.warning("kafka: %s%s", text, suffix)
+            self._error_seen[text] = (now, 0)
+        else:
+            self._error_seen[text] = (last, repeated + 1)
         if self._on_error is not None:
-            self._on_error(error.str())
+            self._on_error(text)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
