@@ -68,7 +68,7 @@ def _count_dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[
 async def run_demo(keep_broker: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     EMBEDDED_KAFKA_LOG.setLevel(logging.ERROR)
-    print("Starting a local Apache Kafka broker (the first run fetches its jars from Maven Central) ...", flush=True)
+    print("Starting a local Apache Kafka broker ...", flush=True)
     broker = KafkaBroker()
     await asyncio.to_thread(broker.start)
     standin = ClevertapStandin(StandinConfig(account_id="DEMO-ACCOUNT", passcode=secrets.token_hex(12)))
