@@ -62,7 +62,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from processor.errors import ConfigError
 from processor.kafka.dlq import HEADER_PREFIX
 from processor.logs import setup_logging
-from processor.settings import _TOPIC_NAME, _consumer_only, _Env, _kafka_extra
+from processor.settings import _TOPIC_NAME, _consumer_only, _Env, _kafka_extra, dead_letter_topic, kafka_topics
 
 log = logging.getLogger(__name__)
 
@@ -154,30 +154,15 @@ def load_redrive_settings(env: Mapping[str, str] | None = None, *, need_topics: 
     """
     source = _Env(os.environ if env is None else env)
     bootstrap = source.required("KAFKA_BOOTSTRAP_SERVERS", "host:port[,host:port...] of the Kafka cluster")
-    if need_topics:
-        topics_raw = source.required("KAFKA_TOPICS", "comma-separated topics whose dead letters to re-drive")
-    else:
-        topics_raw = source.raw("KAFKA_TOPICS") or ""
-    topics = tuple(t.strip() for t in topics_raw.split(",") if t.strip())
-    for topic in topics:
-        if not _TOPIC_NAME.match(topic):
-            source.problems.append(ConfigError("KAFKA_TOPICS", f"{topic!r} is not a valid Kafka topic name"))
-    if topics_raw and not topics:
-        source.problems.append(ConfigError("KAFKA_TOPICS", "names no topic"))
+    topics = kafka_topics(
+        source, "comma-separated topics whose dead letters to re-drive", required=need_topics
+    )
     group_id = source.raw("KAFKA_GROUP_ID") or "clevertap-processor"
-    dlq_topic = source.raw("KAFKA_DLQ_TOPIC")
-    if dlq_topic is not None and not _TOPIC_NAME.match(dlq_topic):
-        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", f"{dlq_topic!r} is not a valid Kafka topic name"))
-    if dlq_topic is not None and dlq_topic in topics:
-        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", "must not be one of KAFKA_TOPICS"))
+    dlq_topic = dead_letter_topic(source, topics)
     extra = _kafka_extra(source)
     log_level = source.choice("LOG_LEVEL", "warning", ("debug", "info", "warning", "error")).upper()
     log_format = source.choice("LOG_FORMAT", "text", ("text", "json"))
-    if source.problems:
-        first = source.problems[0]
-        if len(source.problems) > 1:
-            first.add_note("\n".join(str(p) for p in source.problems[1:]))
-        raise first
+    source.raise_problems()
     return RedriveSettings(
         bootstrap_servers=bootstrap,
         topics=topics,

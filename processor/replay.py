@@ -57,7 +57,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from processor.errors import ConfigError
-from processor.settings import _TOPIC_NAME, _consumer_only, _Env, _kafka_extra
+from processor.settings import _TOPIC_NAME, _consumer_only, _Env, _kafka_extra, kafka_topics
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -496,18 +496,10 @@ def load_replay_settings(env: Mapping[str, str]) -> ReplaySettings:
     """
     source = _Env(env)
     bootstrap = source.required("KAFKA_BOOTSTRAP_SERVERS", "host:port[,host:port...] of the Kafka cluster")
-    topics_raw = source.raw("KAFKA_TOPICS") or ""
-    topics = tuple(t.strip() for t in topics_raw.split(",") if t.strip())
-    for topic in topics:
-        if not _TOPIC_NAME.match(topic):
-            source.problems.append(ConfigError("KAFKA_TOPICS", f"{topic!r} is not a valid Kafka topic name"))
+    topics = kafka_topics(source, "comma-separated topics", required=False)
     group_id = source.raw("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID
     extra = _kafka_extra(source)
-    if source.problems:
-        first = source.problems[0]
-        if len(source.problems) > 1:
-            first.add_note("\n".join(str(p) for p in source.problems[1:]))
-        raise first
+    source.raise_problems()
     return ReplaySettings(bootstrap_servers=bootstrap, group_id=group_id, topics=topics, kafka_extra=extra)
 
 

@@ -249,6 +249,14 @@ class _Env:
             return default
         return number
 
+    def raise_problems(self) -> None:
+        """Raise the first problem, with every other one in its ``__notes__``; nothing when there is none."""
+        if self.problems:
+            first = self.problems[0]
+            if len(self.problems) > 1:
+                first.add_note("\n".join(str(p) for p in self.problems[1:]))
+            raise first
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name)
         if value is None:
@@ -260,6 +268,28 @@ class _Env:
 
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def kafka_topics(source: _Env, hint: str, *, required: bool = True) -> tuple[str, ...]:
+    """``KAFKA_TOPICS`` as a tuple of valid topic names (problems are collected in ``source``)."""
+    raw = source.required("KAFKA_TOPICS", hint) if required else (source.raw("KAFKA_TOPICS") or "")
+    topics = tuple(t.strip() for t in raw.split(",") if t.strip())
+    for topic in topics:
+        if not _TOPIC_NAME.match(topic):
+            source.problems.append(ConfigError("KAFKA_TOPICS", f"{topic!r} is not a valid Kafka topic name"))
+    if raw and not topics:
+        source.problems.append(ConfigError("KAFKA_TOPICS", "names no topic"))
+    return topics
+
+
+def dead_letter_topic(source: _Env, topics: tuple[str, ...]) -> str | None:
+    """``KAFKA_DLQ_TOPIC`` when set and valid (it may not be one of the source topics)."""
+    dlq_topic = source.raw("KAFKA_DLQ_TOPIC")
+    if dlq_topic is not None and not _TOPIC_NAME.match(dlq_topic):
+        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", f"{dlq_topic!r} is not a valid Kafka topic name"))
+    if dlq_topic is not None and dlq_topic in topics:
+        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", "must not be one of KAFKA_TOPICS"))
+    return dlq_topic
 
 
 def _kafka_extra(env: _Env) -> dict[str, str]:
@@ -298,19 +328,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = _Env(os.environ if env is None else env)
 
     bootstrap = source.required("KAFKA_BOOTSTRAP_SERVERS", "host:port[,host:port...] of the Kafka cluster")
-    topics_raw = source.required("KAFKA_TOPICS", "comma-separated topics to consume")
-    topics = tuple(t.strip() for t in topics_raw.split(",") if t.strip())
-    for topic in topics:
-        if not _TOPIC_NAME.match(topic):
-            source.problems.append(ConfigError("KAFKA_TOPICS", f"{topic!r} is not a valid Kafka topic name"))
-    if topics_raw and not topics:
-        source.problems.append(ConfigError("KAFKA_TOPICS", "names no topic"))
+    topics = kafka_topics(source, "comma-separated topics to consume")
     group_id = source.raw("KAFKA_GROUP_ID") or "clevertap-processor"
-    dlq_topic = source.raw("KAFKA_DLQ_TOPIC")
-    if dlq_topic is not None and not _TOPIC_NAME.match(dlq_topic):
-        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", f"{dlq_topic!r} is not a valid Kafka topic name"))
-    if dlq_topic is not None and dlq_topic in topics:
-        source.problems.append(ConfigError("KAFKA_DLQ_TOPIC", "must not be one of KAFKA_TOPICS"))
+    dlq_topic = dead_letter_topic(source, topics)
     extra = _kafka_extra(source)
     dlq_create = source.choice("KAFKA_DLQ_CREATE", "true", ("true", "false")) == "true"
 
@@ -386,11 +406,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = source.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
     log_format = source.choice("LOG_FORMAT", "text", ("text", "json"))
 
-    if source.problems:
-        first = source.problems[0]
-        if len(source.problems) > 1:
-            first.add_note("\n".join(str(p) for p in source.problems[1:]))
-        raise first
+    source.raise_problems()
 
     return Settings(
         kafka_bootstrap_servers=bootstrap,
