@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from array import array
@@ -30,7 +29,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from processor.embedded.clevertap_standin import MAX_BODY_BYTES, ClevertapStandin, StandinConfig
+from processor.embedded.clevertap_standin import (
+    MAX_BODY_BYTES,
+    ClevertapStandin,
+    StandinConfig,
+    serve_until_signal,
+)
 
 STAMP_FIELD = "bench_sent_us"
 
@@ -135,20 +139,6 @@ class BenchStandin(ClevertapStandin):
         return web.Response(body=orjson.dumps(result), content_type="application/json")
 
 
-async def _serve(config: StandinConfig, host: str, port: int) -> None:
-    standin = BenchStandin(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await standin.start(host, port)
-    try:
-        print(standin.base_url, flush=True)
-        await stop.wait()
-    finally:
-        await standin.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.standin", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -165,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_s=args.latency_ms / 1000.0,
         cheap_validation=True,
     )
-    asyncio.run(_serve(config, args.host, args.port))
+    asyncio.run(serve_until_signal(BenchStandin(config), args.host, args.port))
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,3 @@ class RegistryDecoder:
         if not value:
             raise DecodeError("empty payload (tombstone or missing value)")
         return _read_exactly(schema, value, start)
-
-
-def header_map(headers: Headers) -> Mapping[str, bytes | None]:
-    return dict(headers) if headers else {}

@@ -68,12 +68,6 @@ class Origin:
     pending: int
 
 
-_DELIVERED_COUNTER = {
-    Action.UPLOAD_PROFILE: "profiles_uploaded",
-    Action.UPLOAD_EVENT: "events_uploaded",
-    Action.DELETE_PROFILE: "profiles_deleted",
-}
-
 
 class Pipeline:
     def __init__(

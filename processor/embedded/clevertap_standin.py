@@ -832,8 +832,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _serve_until_signal(config: StandinConfig, host: str, port: int) -> dict[str, Any]:
-    standin = ClevertapStandin(config)
+async def serve_until_signal(standin: ClevertapStandin, host: str, port: int) -> dict[str, Any]:
+    """Serve ``standin`` until SIGTERM/SIGINT, printing its base URL first; returns its counters."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -860,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         cheap_validation=args.cheap,
     )
-    counters = asyncio.run(_serve_until_signal(config, args.host, args.port))
+    counters = asyncio.run(serve_until_signal(ClevertapStandin(config), args.host, args.port))
     sys.stdout.write(orjson.dumps(counters).decode() + "\n")
     sys.stdout.flush()
     return 0

@@ -39,7 +39,6 @@ class KafkaSource:
         *,
         on_assign: AssignHandler,
         on_revoke: RevokeHandler,
-        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._config = dict(config)
         self._config["error_cb"] = self._error_cb
@@ -47,7 +46,6 @@ class KafkaSource:
         self._topics = list(topics)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._on_error = on_error
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: Consumer | None = None
@@ -70,8 +68,7 @@ class KafkaSource:
             self._error_seen[text] = (now, 0)
         else:
             self._error_seen[text] = (last, repeated + 1)
-        if self._on_error is not None:
-            self._on_error(text)
+
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -199,10 +196,6 @@ class KafkaSource:
 
         result: dict[TP, int] = await self._call(read)
         return result
-
-    @property
-    def paused(self) -> set[TP]:
-        return set(self._paused)
 
     async def close(self) -> None:
         """Leave the group (the revoke callback commits what is done) and release the consumer."""

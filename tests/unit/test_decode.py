@@ -23,7 +23,6 @@ from processor.decode import (
     PlainAvroDecoder,
     RegistryDecoder,
     SchemaRef,
-    header_map,
     load_schema,
     schema_ref_of,
 )
@@ -498,12 +497,6 @@ def test_bad_header(header_value: bytes, message: str) -> None:
 )
 def test_empty_or_other_headers_fall_back_to_body(headers: Any) -> None:
     assert schema_ref_of(framed(9, MINIMAL_BYTES), headers) == (SchemaRef(id=9), 5)
-
-
-def test_header_map() -> None:
-    assert header_map(None) == {}
-    assert header_map([]) == {}
-    assert header_map([("a", b"1"), ("b", None)]) == {"a": b"1", "b": None}
 
 
 # ------------------------------------------------------------------------------------------------
